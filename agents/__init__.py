@@ -1,0 +1,1 @@
+"""Bulwark agents: BaseAgent and the built-in agents."""
