@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     breaker_open_seconds: float = Field(default=60.0, gt=0)
     breaker_half_open_max_calls: int = Field(default=1, ge=1)
     breaker_probe_lease_seconds: float = Field(default=120.0, gt=0)
-    breaker_cache_seconds: float = Field(default=1.0, ge=0, le=1.0)
+    breaker_cache_seconds: float = Field(default=0.5, ge=0, le=1.0)
 
     history_flush_seconds: float = Field(default=0.5, gt=0)
     history_buffer_limit: int = Field(default=10_000, ge=100)

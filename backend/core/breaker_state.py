@@ -8,6 +8,7 @@ the object callers use lives in :mod:`backend.core.circuit_breaker`.
 
 from __future__ import annotations
 
+import builtins
 import enum
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,7 +47,7 @@ class BreakerConfig:
     leave the breaker stuck in half-open."""
     max_open_seconds: float = 3600.0
     """Upper bound on how long a provider's Retry-After may keep a breaker open."""
-    cache_seconds: float = 1.0
+    cache_seconds: float = 0.5
     """How stale a shared store's in-process cache may be (other processes' transitions
     reach this one within this time)."""
 
@@ -130,7 +131,7 @@ class BreakerStore(Protocol):
         """Every breaker that has ever been written, ordered by key."""
         ...
 
-    async def events(self, key: str, limit: int = 50) -> list[BreakerEvent]:
+    async def events(self, key: str, limit: int = 50) -> builtins.list[BreakerEvent]:
         """The breaker's most recent events, newest first."""
         ...
 

@@ -4,9 +4,15 @@ the resilience layer raises.
 Hierarchy::
 
     BulwarkError
-    ├── TransientError        retries were exhausted (or refused) on a failure that may pass
-    └── PermanentError        retrying cannot help: auth, bad request, quota, ...
-        └── CircuitOpenError  the target's breaker refused the call without sending it
+    ├── ProviderError                  one failed request, raised by a provider adapter with
+    │                                  its Classification: past the adapter, no SDK types
+    ├── TransientError                 retries exhausted (or refused) on a failure that may pass
+    │   └── AllTargetsUnavailableError every target of a route failed, one of them transiently
+    └── PermanentError                 retrying cannot help: auth, bad request, quota, ...
+        ├── CircuitOpenError           the target's breaker refused the call without sending it
+        └── AllTargetsFailedError      every target of a route failed permanently
+
+The two route errors list each target's failure, in order, in ``failures``.
 
 Every error carries ``category`` (an :class:`ErrorCategory`), ``attempts`` (requests made),
 ``message`` (what failed, why, and what to do; never a secret) and ``cause`` (the original
@@ -144,6 +150,82 @@ class CircuitOpenError(PermanentError):
         self.retry_at = retry_at
 
 
+class ProviderError(BulwarkError):
+    """One request to a provider failed. Adapters raise it from the SDK's exception."""
+
+    def __init__(self, classification: Classification, *, cause: BaseException | None = None):
+        super().__init__(
+            classification.message or classification.category.value,
+            category=classification.category,
+            attempts=1,
+            cause=cause,
+        )
+        self.classification = classification
+
+    @classmethod
+    def wrap(cls, exc: BaseException) -> ProviderError:
+        return cls(classify(exc), cause=exc)
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFailure:
+    target: str
+    category: ErrorCategory
+    message: str
+
+
+class _RouteFailure:
+    """What the two route errors share: the route and each target's failure, in order."""
+
+    route: str
+    failures: list[TargetFailure]
+
+    @staticmethod
+    def summary(route: str, failures: list[TargetFailure]) -> str:
+        tried = "; ".join(f"{f.target}: {f.category.value} ({f.message})" for f in failures)
+        return f"Every target of route {route!r} failed. {tried}"
+
+
+class AllTargetsUnavailableError(_RouteFailure, TransientError):
+    """Every target of a route failed, and at least one for a reason that may pass (outage,
+    rate limit, open breaker): trying again later may succeed."""
+
+    def __init__(
+        self,
+        route: str,
+        failures: list[TargetFailure],
+        *,
+        attempts: int,
+        cause: BaseException | None = None,
+    ) -> None:
+        last = failures[-1].category if failures else ErrorCategory.UNKNOWN
+        super().__init__(
+            self.summary(route, failures), category=last, attempts=attempts, cause=cause
+        )
+        self.route = route
+        self.failures = failures
+
+
+class AllTargetsFailedError(_RouteFailure, PermanentError):
+    """Every target of a route failed for reasons that retrying will not fix (keys refused,
+    quota exhausted, model unknown, prompt too long for every model)."""
+
+    def __init__(
+        self,
+        route: str,
+        failures: list[TargetFailure],
+        *,
+        attempts: int,
+        cause: BaseException | None = None,
+    ) -> None:
+        last = failures[-1].category if failures else ErrorCategory.UNKNOWN
+        super().__init__(
+            self.summary(route, failures), category=last, attempts=attempts, cause=cause
+        )
+        self.route = route
+        self.failures = failures
+
+
 def describe(what: str, classification: Classification, attempts: int) -> str:
     """A one-line message: what failed, why, after how many attempts, and what to do."""
     why = classification.category.value
@@ -162,11 +244,15 @@ from backend.core.classify import classify  # noqa: E402  (re-export; classify n
 __all__ = [
     "ADVICE",
     "TRANSIENT_CATEGORIES",
+    "AllTargetsFailedError",
+    "AllTargetsUnavailableError",
     "BulwarkError",
     "CircuitOpenError",
     "Classification",
     "ErrorCategory",
     "PermanentError",
+    "ProviderError",
+    "TargetFailure",
     "TransientError",
     "classify",
     "describe",

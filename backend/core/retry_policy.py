@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import enum
 import random
+import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,12 +85,12 @@ def plan_retry(
     *,
     attempt: int,
     remaining: float | None,
-    budget_allows: bool,
     rng: Callable[[float, float], float] = random.uniform,
 ) -> RetryPlan:
     """Decide what follows failed attempt number ``attempt`` (1-based).
 
-    ``remaining`` is the time left before the call's deadline (``None``: no deadline).
+    ``remaining`` is the time left before the call's deadline (``None``: no deadline). The
+    retry budget is consulted by the caller only when this says retry.
     """
     if not classification.transient:
         return RetryPlan(Decision.GIVE_UP, reason=GiveUpReason.PERMANENT)
@@ -104,15 +105,13 @@ def plan_retry(
         wait = max(wait, hint)
     if remaining is not None and wait >= remaining:
         return RetryPlan(Decision.GIVE_UP, wait=wait, reason=GiveUpReason.DEADLINE)
-    if not budget_allows:
-        return RetryPlan(Decision.GIVE_UP, reason=GiveUpReason.BUDGET)
     return RetryPlan(Decision.RETRY, wait=wait)
 
 
 class RetryBudget:
-    """Caps retries in a rolling window at ``ratio`` × calls (at least ``min_retries``), so a
-    fleet-wide outage does not multiply traffic. Not thread-safe by design: one per event
-    loop, owned by a manager."""
+    """Caps retries in a rolling window at ``ratio`` times calls (at least ``min_retries``), so a
+    fleet-wide outage does not multiply traffic. One per manager; thread-safe, since the
+    sync API runs attempts on other threads."""
 
     def __init__(self, config: RecoveryConfig, now: Callable[[], float]) -> None:
         self._ratio = config.budget_ratio
@@ -121,6 +120,7 @@ class RetryBudget:
         self._now = now
         self._calls: deque[float] = deque()
         self._retries: deque[float] = deque()
+        self._lock = threading.Lock()
 
     def _trim(self) -> float:
         now = self._now()
@@ -131,19 +131,23 @@ class RetryBudget:
         return now
 
     def record_call(self) -> None:
-        self._calls.append(self._trim())
+        with self._lock:
+            self._calls.append(self._trim())
 
-    def allows_retry(self) -> bool:
-        self._trim()
-        return len(self._retries) < max(self._min, self._ratio * len(self._calls))
-
-    def record_retry(self) -> None:
-        self._retries.append(self._trim())
+    def try_spend(self) -> bool:
+        """Take one retry from the budget; ``False`` (and nothing taken) when it is spent."""
+        with self._lock:
+            now = self._trim()
+            if len(self._retries) >= max(self._min, self._ratio * len(self._calls)):
+                return False
+            self._retries.append(now)
+            return True
 
     @property
     def retries_in_window(self) -> int:
-        self._trim()
-        return len(self._retries)
+        with self._lock:
+            self._trim()
+            return len(self._retries)
 
 
 __all__ = [
