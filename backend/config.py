@@ -25,7 +25,11 @@ class Settings(BaseSettings):
     capitals, except the providers' own ``OPENAI_*`` / ``ANTHROPIC_*``)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="BULWARK_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="BULWARK_",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
     )
 
     database_url: str = "sqlite+aiosqlite:///./bulwark.db"

@@ -12,6 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 PG_HOST = os.environ.get("BULWARK_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("BULWARK_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("BULWARK_TEST_PG_USER", "postgres")

@@ -9,8 +9,8 @@ from collections.abc import Callable
 import httpx2
 import openai
 import pytest
-from backend.core.circuit_breaker import CircuitBreaker
 
+from backend.core.circuit_breaker import CircuitBreaker
 from backend.core.error_recovery import ErrorRecoveryManager, RecoveryConfig
 from backend.core.errors import (
     CircuitOpenError,

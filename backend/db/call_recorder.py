@@ -1,0 +1,127 @@
+"""Writes the LLM call history (``llm_calls``, ``llm_attempts``) off the hot path.
+
+Finished calls are queued in memory by :meth:`CallRecorder.submit` (no I/O) and written in
+batches by a background task, one transaction per batch. While the database is unreachable
+the queue keeps up to ``buffer_limit`` calls (the oldest are dropped beyond that, with a
+warning), and writing resumes when it returns. :meth:`aclose` flushes what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections import deque
+
+from sqlalchemy import insert
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from backend.db.models import LLMAttemptRow, LLMCallRow
+from backend.llm.history import AttemptRecord, CallRecord
+
+log = logging.getLogger("bulwark.history")
+
+_UNREACHABLE = (OSError, OperationalError, DBAPIError, asyncio.TimeoutError)
+
+
+class CallRecorder:
+    """A :class:`~backend.llm.history.HistorySink` that batches writes to the database."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        flush_seconds: float = 0.5,
+        buffer_limit: int = 10_000,
+        batch_size: int = 500,
+    ) -> None:
+        self._engine = engine
+        self._flush_seconds = flush_seconds
+        self._batch_size = batch_size
+        self._queue: deque[tuple[CallRecord, list[AttemptRecord]]] = deque(maxlen=buffer_limit)
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._offline = False
+        self.dropped = 0
+
+    def submit(self, call: CallRecord, attempts: list[AttemptRecord]) -> None:
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+            log.warning("history buffer full: the oldest unwritten call was dropped")
+        self._queue.append((call, attempts))
+        if len(self._queue) >= self._batch_size:
+            self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> None:
+        """Start the background writer on the running event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="bulwark-history-writer"
+            )
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self._flush_seconds)
+            self._wakeup.clear()
+            await self.flush(raise_errors=False)
+
+    async def flush(self, *, raise_errors: bool = True) -> int:
+        """Write every queued call now; returns how many were written."""
+        written = 0
+        async with self._lock:
+            while self._queue:
+                batch = [
+                    self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))
+                ]
+                try:
+                    await self._write(batch)
+                except _UNREACHABLE as exc:
+                    self._queue.extendleft(reversed(batch))
+                    if not self._offline:
+                        self._offline = True
+                        log.warning(
+                            "history database unreachable (%s); keeping up to %d calls in memory",
+                            type(exc).__name__,
+                            self._queue.maxlen,
+                        )
+                    if raise_errors:
+                        raise
+                    return written
+                written += len(batch)
+            if self._offline:
+                self._offline = False
+                log.warning("history database reachable again; buffered calls written")
+        return written
+
+    async def _write(self, batch: list[tuple[CallRecord, list[AttemptRecord]]]) -> None:
+        calls = [dataclasses.asdict(call) for call, _ in batch]
+        attempts = [dataclasses.asdict(a) for _, rows in batch for a in rows]
+        async with self._engine.begin() as conn:
+            await conn.execute(insert(LLMCallRow), calls)
+            if attempts:
+                await conn.execute(insert(LLMAttemptRow), attempts)
+
+    async def aclose(self) -> None:
+        """Stop the background writer and write what is queued (best effort if offline)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.flush()
+        except _UNREACHABLE:
+            log.warning(
+                "history database unreachable at shutdown: %d calls not written", len(self._queue)
+            )
+
+
+__all__ = ["CallRecorder"]

@@ -1,0 +1,185 @@
+"""The database schema Bulwark owns, as SQLAlchemy 2 typed declarative models.
+
+Alembic (``migrations/``) creates and changes these tables; a test proves the migrations equal
+the models. Enumerations (breaker states, outcomes, categories, decisions) are stored as short
+strings, never as database enum types, so adding a value needs no migration. Every timestamp is
+timezone-aware and stored in UTC (:class:`UtcDateTime`), also on SQLite, which keeps no zone.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+#: Constraint and index names, so that migrations can name what they create and drop.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: An auto-incrementing 64-bit id that is also a rowid alias on SQLite.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that always hands back aware UTC datetimes.
+
+    Values are converted to UTC before they are stored (naive values are refused), and values
+    read without a zone (SQLite) are marked UTC, so that comparisons and ordering agree on
+    every database.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: Bulwark stores aware datetimes only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """The one declarative base; its ``metadata`` is Alembic's ``target_metadata``."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class BreakerRow(Base):
+    """One breaker's shared state (a :class:`~backend.core.breaker_state.BreakerSnapshot`).
+    ``version`` grows by one with every write; writers compare-and-set on it."""
+
+    __tablename__ = "circuit_breakers"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    forced_open: Mapped[bool] = mapped_column(Boolean, default=False)
+    probes_in_flight: Mapped[int] = mapped_column(Integer, default=0)
+    probe_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_category: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    version: Mapped[int] = mapped_column(Integer)
+
+
+class BreakerEventRow(Base):
+    """One transition of a breaker (a :class:`~backend.core.breaker_state.BreakerEvent`)."""
+
+    __tablename__ = "breaker_events"
+    __table_args__ = (Index(None, "key", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(255))
+    from_state: Mapped[str] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    category: Mapped[str | None] = mapped_column(String(32))
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class LLMCallRow(Base):
+    """One logical gateway call: the route it took, its final target and outcome
+    (``success`` | ``failure``). Its requests are :class:`LLMAttemptRow` rows; load them with
+    ``selectinload(LLMCallRow.attempts)`` (lazy loading is refused under asyncio)."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (
+        Index(None, "target", "started_at"),
+        Index(None, "outcome"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    context: Mapped[str] = mapped_column(String(100))
+    agent: Mapped[str | None] = mapped_column(String(100))
+    task_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    route: Mapped[str | None] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    finished_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    input_tokens: Mapped[int | None] = mapped_column(Integer)
+    output_tokens: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    replayed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    attempt_rows: Mapped[list[LLMAttemptRow]] = relationship(
+        back_populates="call",
+        order_by="LLMAttemptRow.attempt",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="raise",
+    )
+
+
+class LLMAttemptRow(Base):
+    """One request sent to a provider, or refused by a breaker (``outcome`` ``refused``),
+    and what the retry policy decided after it (``succeed`` | ``retry`` | ``give_up`` |
+    ``fallback``). ``attempt`` counts from 1 within the call."""
+
+    __tablename__ = "llm_attempts"
+    __table_args__ = (UniqueConstraint("call_id", "attempt"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("llm_calls.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    target: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    duration_ms: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16))
+    category: Mapped[str | None] = mapped_column(String(32))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    request_id: Mapped[str | None] = mapped_column(String(255))
+    retry_after_ms: Mapped[float | None] = mapped_column(Float)
+    breaker_state: Mapped[str | None] = mapped_column(String(16))
+    decision: Mapped[str] = mapped_column(String(16))
+    wait_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    call: Mapped[LLMCallRow] = relationship(back_populates="attempt_rows", lazy="raise")
+
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "BreakerEventRow",
+    "BreakerRow",
+    "LLMAttemptRow",
+    "LLMCallRow",
+    "UtcDateTime",
+]

@@ -1,0 +1,81 @@
+"""Builds an :class:`LLMGateway` from ``Settings``: database, breaker store, history, and
+the providers whose keys are configured (the simulator is always there)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from backend.config import Settings
+from backend.core.breaker_registry import BreakerRegistry
+from backend.core.clock import SYSTEM_CLOCK, Clock
+from backend.core.error_recovery import ErrorRecoveryManager
+from backend.core.recovery_events import RecoveryListener
+from backend.core.redact import register_secret
+from backend.db.breaker_store import SqlBreakerStore
+from backend.db.call_recorder import CallRecorder
+from backend.db.engine import create_engine
+from backend.db.migrate import upgrade_async
+from backend.llm.gateway import LLMGateway
+from backend.llm.providers import anthropic_provider, openai_provider, sim
+from backend.llm.providers.base import Provider
+from backend.llm.routing import RouteTable
+
+
+def settings_providers(settings: Settings) -> list[Provider]:
+    """The simulator, plus OpenAI and Anthropic when their keys are set."""
+    providers: list[Provider] = [sim.from_settings(settings)]
+    for factory in (openai_provider.from_settings, anthropic_provider.from_settings):
+        provider = factory(settings)
+        if provider is not None:
+            providers.append(provider)
+    return providers
+
+
+async def create_gateway(
+    settings: Settings,
+    *,
+    providers: Iterable[Provider] = (),
+    listeners: Iterable[RecoveryListener] = (),
+    clock: Clock = SYSTEM_CLOCK,
+    migrate: bool | None = None,
+) -> LLMGateway:
+    """A gateway on ``settings.database_url``.
+
+    ``providers`` adds to (or replaces, by name) the configured ones, e.g. a LangChain chat
+    model. ``migrate`` brings the schema to the latest revision first; by default it does so
+    on SQLite only (a fleet on PostgreSQL runs ``bulwark db upgrade`` once, before starting).
+    """
+    for secret in (settings.openai_api_key, settings.anthropic_api_key, settings.admin_token):
+        if secret is not None:
+            register_secret(secret.get_secret_value())
+    engine = create_engine(settings.database_url)
+    if migrate is None:
+        migrate = engine.dialect.name == "sqlite"
+    if migrate:
+        await upgrade_async(settings.database_url)
+    store = SqlBreakerStore(engine, config=settings.breaker_config(), clock=clock)
+    recorder = CallRecorder(
+        engine,
+        flush_seconds=settings.history_flush_seconds,
+        buffer_limit=settings.history_buffer_limit,
+    )
+    recorder.start()
+    chosen = {p.name: p for p in [*settings_providers(settings), *providers]}
+
+    async def close_storage() -> None:
+        await recorder.aclose()
+        await store.aclose()
+        await engine.dispose()
+
+    return LLMGateway(
+        routes=RouteTable(settings.effective_routes()),
+        providers=chosen.values(),
+        manager=ErrorRecoveryManager(settings.recovery_config(), clock=clock, listeners=listeners),
+        breakers=BreakerRegistry(store, settings.breaker_config(), clock=clock),
+        history=recorder,
+        clock=clock,
+        on_close=[close_storage],
+    )
+
+
+__all__ = ["create_gateway", "settings_providers"]

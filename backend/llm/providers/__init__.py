@@ -1,0 +1,1 @@
+"""Provider adapters: openai, anthropic, the offline simulator, and LangChain chat models."""
