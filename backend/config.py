@@ -4,10 +4,10 @@ start-up. Nothing reads the environment anywhere else; everything receives a ``S
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from backend.core.breaker_state import BreakerConfig
 from backend.core.retry_policy import RecoveryConfig
@@ -34,7 +34,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./bulwark.db"
     admin_token: SecretStr | None = None
-    routes: dict[str, list[str]] = Field(default_factory=dict)
+    routes: Annotated[dict[str, list[str]], NoDecode] = Field(default_factory=dict)
 
     openai_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "BULWARK_OPENAI_API_KEY")
@@ -72,9 +72,33 @@ class Settings(BaseSettings):
 
     worker_concurrency: int = Field(default=4, ge=1)
     worker_lease_seconds: float = Field(default=30.0, gt=0)
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+    worker_grace_seconds: float = Field(default=30.0, ge=0)
+    embedded_workers: bool = True
+    """``bulwark serve`` runs workers in-process unless this is false (or --no-workers)."""
+
+    task_deadline_seconds: float = Field(default=300.0, gt=0)
+    task_max_deadline_seconds: float = Field(default=3600.0, gt=0)
+    task_max_attempts: int = Field(default=3, ge=1)
+    client_queued_limit: int = Field(default=100, ge=1)
+    max_code_bytes: int = Field(default=256 * 1024, ge=1024)
+
+    agents: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Extra agents as ``module:Class`` names (comma-separated), besides entry points."""
+    admin_key_file: str = ".bulwark/admin.key"
+    metrics_token: SecretStr | None = None
+    log_format: str = Field(default="text", pattern="^(text|json)$")
+    log_level: str = "INFO"
 
     sim_latency_ms: float = Field(default=0.0, ge=0)
     sim_faults: str = ""
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _split_agents(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("routes", mode="before")
     @classmethod

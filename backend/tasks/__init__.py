@@ -1,0 +1,1 @@
+"""Tasks: the durable unit of work clients submit and workers run."""
