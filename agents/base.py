@@ -94,6 +94,32 @@ class BaseAgent(Generic[InputT, OutputT]):
             max_tokens=max_tokens,
             temperature=temperature,
             deadline=ctx.deadline,
+            replay=ctx.replay,
+        )
+
+    async def ask_structured(
+        self,
+        messages: Iterable[MessageLike],
+        *,
+        schema: type[BaseModel],
+        route: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> LLMResult:
+        """An LLM call whose answer must validate against ``schema`` (one repair attempt,
+        then ``invalid_output``); the whole result, with ``.parsed`` and ``.target``."""
+        ctx = self.ctx
+        ctx.check()
+        return await ctx.gateway.complete(
+            messages,
+            route=route or self.route,
+            agent=self.name,
+            task_id=ctx.task_id,
+            schema=schema,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            deadline=ctx.deadline,
+            replay=ctx.replay,
         )
 
     async def ask_json(
@@ -105,19 +131,9 @@ class BaseAgent(Generic[InputT, OutputT]):
         max_tokens: int | None = None,
         temperature: float | None = None,
     ) -> SchemaT:
-        """An LLM call whose answer must validate against ``schema`` (one repair attempt,
-        then ``invalid_output``)."""
-        ctx = self.ctx
-        ctx.check()
-        result = await ctx.gateway.complete(
-            messages,
-            route=route or self.route,
-            agent=self.name,
-            task_id=ctx.task_id,
-            schema=schema,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            deadline=ctx.deadline,
+        """Like :meth:`ask_structured`, returning only the validated object."""
+        result = await self.ask_structured(
+            messages, schema=schema, route=route, max_tokens=max_tokens, temperature=temperature
         )
         parsed: SchemaT = result.parsed
         return parsed

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from backend.core.errors import ErrorCategory, PermanentError, TransientError
 from backend.llm.gateway import LLMGateway
+from backend.llm.replay import ReplayBook
 
 if TYPE_CHECKING:
     from agents.registry import AgentRegistry
@@ -42,6 +43,8 @@ class AgentContext:
     )
     agent_path: tuple[str, ...] = ()
     """The chain of agents that led here (``("codesmith", "reviewer")``)."""
+    replay: ReplayBook | None = None
+    """Answers recorded by an earlier run of this task, reused in order (see replay.py)."""
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (``None``: no deadline)."""
@@ -69,6 +72,7 @@ class AgentContext:
             cancelled=self.cancelled,
             logger=logger,
             agent_path=(*self.agent_path, name),
+            replay=self.replay,
         )
 
     async def call_agent(self, task_type: str, input: BaseModel | Mapping[str, Any]) -> BaseModel:
@@ -82,7 +86,8 @@ class AgentContext:
                 f"({' -> '.join(self.agent_path)}); recursive agent calls are refused",
                 category=ErrorCategory.INVALID_REQUEST,
             )
-        return await agent_class().execute(input, self)
+        output: BaseModel = await agent_class().execute(input, self)
+        return output
 
 
 __all__ = ["AgentCancelledError", "AgentContext"]

@@ -137,6 +137,10 @@ class LLMCallRow(Base):
     output_tokens: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     replayed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    """For calls made for a task: the request's fingerprint and the answer, so a re-run of
+    the task can replay it (``backend.llm.replay``)."""
+    response_text: Mapped[str | None] = mapped_column(Text)
 
     attempt_rows: Mapped[list[LLMAttemptRow]] = relationship(
         back_populates="call",

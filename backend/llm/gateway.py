@@ -21,11 +21,19 @@ from backend.core.errors import BulwarkError, ErrorCategory, PermanentError
 from backend.llm.history import CallLog, HistorySink
 from backend.llm.messages import MessageLike, normalize_messages
 from backend.llm.providers.base import Provider
+from backend.llm.replay import ReplayBook, ReplayEntry, request_fingerprint
 from backend.llm.result import LLMResult
 from backend.llm.routing import RouteTable, RouteWalk
 from backend.llm.streaming import stream_route
 from backend.llm.structured import InvalidOutput, parse_output, repair_messages
-from backend.llm.types import ChatMessage, OutputSchema, ProviderRequest, ProviderResponse, Target
+from backend.llm.types import (
+    ChatMessage,
+    OutputSchema,
+    ProviderRequest,
+    ProviderResponse,
+    Target,
+    Usage,
+)
 
 T = TypeVar("T")
 
@@ -181,15 +189,24 @@ class LLMGateway:
         max_tokens: int | None = None,
         temperature: float | None = None,
         deadline: float | None = None,
+        replay: ReplayBook | None = None,
     ) -> LLMResult:
         """Answer ``messages`` with the first target of ``route`` that can.
 
         ``deadline`` is an absolute time on the clock's ``monotonic()`` scale
-        (``time.monotonic()`` by default) bounding every retry and fallback.
+        (``time.monotonic()`` by default) bounding every retry and fallback. For a call made
+        for a task (``task_id``), the answer is kept with the task's history, and ``replay``
+        (the answers of the task's earlier run) answers the same request without a provider.
         """
         chat = normalize_messages(messages)
         targets = self.routes.targets(route)
         log = self.new_log(route, agent, task_id)
+        fingerprint = None
+        if task_id is not None:
+            fingerprint = request_fingerprint(route, agent, chat, schema, max_tokens, temperature)
+            entry = replay.take(fingerprint) if replay is not None else None
+            if entry is not None:
+                return self._replayed(log, entry, schema)
         walk = RouteWalk(route)
         for target in targets:
             if deadline is not None and deadline - self.clock.monotonic() <= 0:
@@ -221,6 +238,8 @@ class LLMGateway:
                 target=str(target),
                 input_tokens=response.usage.input_tokens,
                 output_tokens=response.usage.output_tokens,
+                request_hash=fingerprint,
+                response_text=response.text if fingerprint is not None else None,
             )
             return LLMResult(
                 text=response.text,
@@ -239,6 +258,30 @@ class LLMGateway:
             error=exhausted.message,
         )
         raise exhausted
+
+    def _replayed(
+        self, log: CallLog, entry: ReplayEntry, schema: type[BaseModel] | None
+    ) -> LLMResult:
+        """An answer from the task's earlier run: no request, recorded as replayed."""
+        usage = Usage(entry.input_tokens or 0, entry.output_tokens or 0)
+        log.finish(
+            self.history,
+            outcome="success",
+            target=entry.target,
+            replayed=True,
+            input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+        )
+        parsed = parse_output(entry.text, schema) if schema is not None else None
+        return LLMResult(
+            text=entry.text,
+            target=entry.target,
+            call_id=log.id,
+            attempts=0,
+            usage=usage,
+            parsed=parsed,
+            replayed=True,
+        )
 
     def new_log(self, route: str, agent: str | None, task_id: str | None) -> CallLog:
         return CallLog(

@@ -56,6 +56,8 @@ class CallRecord:
     output_tokens: int | None = None
     error: str | None = None
     replayed: bool = False
+    request_hash: str | None = None
+    response_text: str | None = None
 
 
 class HistorySink(Protocol):
@@ -156,6 +158,8 @@ class CallLog:
         output_tokens: int | None = None,
         error: str | None = None,
         replayed: bool = False,
+        request_hash: str | None = None,
+        response_text: str | None = None,
     ) -> CallRecord:
         """Close the call and hand it to ``sink``; a second finish changes nothing."""
         record = CallRecord(
@@ -175,6 +179,8 @@ class CallLog:
             output_tokens=output_tokens,
             error=redact(error) if error else None,
             replayed=replayed,
+            request_hash=request_hash,
+            response_text=response_text,
         )
         if sink is not None and not self.finished:
             sink.submit(record, list(self.attempts))
