@@ -11,30 +11,22 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
-import threading
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_never
 
+from backend.core.attempts import AttemptFailed, RetryingCall
 from backend.core.breaker_state import BreakerState
-from backend.core.circuit_breaker import CircuitBreaker, Permit
+from backend.core.circuit_breaker import CircuitBreaker
 from backend.core.clock import SYSTEM_CLOCK, Clock
 from backend.core.errors import (
-    CircuitOpenError,
     Classification,
-    ErrorCategory,
     PermanentError,
     TransientError,
-    classify,
     describe,
 )
 from backend.core.recovery_events import (
-    AttemptEvent,
-    AttemptOutcome,
-    GiveUpEvent,
     RecoveryListener,
     RetryEvent,
 )
@@ -46,203 +38,9 @@ from backend.core.retry_policy import (
     RetryPlan,
     plan_retry,
 )
+from backend.core.sync_bridge import run_in_daemon_thread
 
 T = TypeVar("T")
-
-_CANCELLED = Classification(ErrorCategory.CANCELLED, False, message="cancelled by the caller")
-
-
-class _Failed(Exception):
-    """Internal: one attempt failed; carries the decision to the tenacity loop."""
-
-    def __init__(self, plan: RetryPlan, classification: Classification, cause: BaseException):
-        super().__init__(classification.category.value)
-        self.plan = plan
-        self.classification = classification
-        self.cause = cause
-
-
-class _Call:
-    """The state of one ``execute_with_retry`` call: attempt count and the attempt event that
-    waits for its actual sleep to be known."""
-
-    def __init__(
-        self,
-        manager: ErrorRecoveryManager,
-        context: str,
-        breaker: CircuitBreaker | None,
-        deadline: float | None,
-        attempt_timeout: float,
-        listeners: tuple[RecoveryListener, ...],
-    ) -> None:
-        self.manager = manager
-        self.clock = manager.clock
-        self.context = context
-        self.breaker = breaker
-        self.deadline = deadline
-        self.attempt_timeout = attempt_timeout
-        self.listeners = listeners
-        self.sent = 0
-        self.attempt = 0
-        self.pending: AttemptEvent | None = None
-        self.decided_at = 0.0
-
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else self.deadline - self.clock.monotonic()
-
-    def emit(self, event: AttemptEvent) -> None:
-        for listener in self.listeners:
-            listener.on_attempt(event)
-
-    def flush_pending(self, *, cancelled: bool = False) -> None:
-        """Emit the attempt that led to a retry, with the wait actually slept."""
-        if self.pending is None:
-            return
-        slept = max(0.0, self.clock.monotonic() - self.decided_at)
-        event = self.pending
-        self.pending = None
-        if cancelled:
-            event = dataclasses.replace(
-                event, decision=Decision.GIVE_UP, give_up_reason=GiveUpReason.CANCELLED
-            )
-        self.emit(dataclasses.replace(event, wait=slept))
-
-    async def run_attempt(self, fn: Callable[[], Awaitable[T]]) -> T:
-        self.flush_pending()
-        self.attempt += 1
-        breaker_state, permit = await self._admit()
-        started_at, started = self.clock.now(), self.clock.monotonic()
-        remaining = self.remaining()
-        limit = self.attempt_timeout if remaining is None else min(self.attempt_timeout, remaining)
-        imposed_by_caller = remaining is not None and remaining <= self.attempt_timeout
-        if limit <= 0:
-            expired = TimeoutError("the call's deadline passed before the attempt")
-            await self._fail(expired, permit, breaker_state, started_at, started, deadline_hit=True)
-        self.sent += 1
-        try:
-            async with asyncio.timeout(limit):
-                result = await fn()
-        except asyncio.CancelledError:
-            await self._settle_cancelled(permit, breaker_state, started_at, started)
-            raise
-        except Exception as exc:
-            await self._fail(
-                exc,
-                permit,
-                breaker_state,
-                started_at,
-                started,
-                deadline_hit=imposed_by_caller and isinstance(exc, TimeoutError),
-            )
-        if self.breaker is not None and permit is not None:
-            await self.breaker.record_success(permit)
-        self.emit(
-            AttemptEvent(
-                self.context,
-                self.attempt,
-                self._key(),
-                breaker_state,
-                started_at,
-                self.clock.monotonic() - started,
-                AttemptOutcome.SUCCESS,
-                None,
-                Decision.SUCCEED,
-            )
-        )
-        return result
-
-    def _key(self) -> str | None:
-        return None if self.breaker is None else self.breaker.key
-
-    async def _admit(self) -> tuple[BreakerState | None, Permit | None]:
-        if self.breaker is None:
-            return None, None
-        started_at, started = self.clock.now(), self.clock.monotonic()
-        try:
-            permit = await self.breaker.acquire()
-        except CircuitOpenError as exc:
-            classification = Classification(ErrorCategory.CIRCUIT_OPEN, False, message=exc.message)
-            self.emit(
-                AttemptEvent(
-                    self.context,
-                    self.attempt,
-                    self._key(),
-                    BreakerState.OPEN,
-                    started_at,
-                    self.clock.monotonic() - started,
-                    AttemptOutcome.REFUSED,
-                    classification,
-                    Decision.GIVE_UP,
-                    give_up_reason=GiveUpReason.CIRCUIT_OPEN,
-                )
-            )
-            self.manager.notify_give_up(self, GiveUpReason.CIRCUIT_OPEN, classification)
-            exc.attempts = self.sent
-            raise
-        return (BreakerState.HALF_OPEN if permit.probe else BreakerState.CLOSED), permit
-
-    async def _settle_cancelled(
-        self,
-        permit: Permit | None,
-        state: BreakerState | None,
-        started_at: datetime,
-        started: float,
-    ) -> None:
-        if self.breaker is not None and permit is not None:
-            await asyncio.shield(self.breaker.release(permit))
-        self.emit(
-            AttemptEvent(
-                self.context,
-                self.attempt,
-                self._key(),
-                state,
-                started_at,
-                self.clock.monotonic() - started,
-                AttemptOutcome.FAILURE,
-                _CANCELLED,
-                Decision.GIVE_UP,
-                give_up_reason=GiveUpReason.CANCELLED,
-            )
-        )
-
-    async def _fail(
-        self,
-        exc: Exception,
-        permit: Permit | None,
-        state: BreakerState | None,
-        started_at: datetime,
-        started: float,
-        *,
-        deadline_hit: bool,
-    ) -> NoReturn:
-        classification = classify(exc)
-        duration = self.clock.monotonic() - started
-        if deadline_hit:
-            plan = RetryPlan(Decision.GIVE_UP, reason=GiveUpReason.DEADLINE)
-            if self.breaker is not None and permit is not None:
-                await self.breaker.release(permit)  # our own deadline says nothing of the target
-        else:
-            if self.breaker is not None and permit is not None:
-                await self.breaker.record_failure(permit, classification)
-            plan = await self.manager.plan(self, classification)
-        event = AttemptEvent(
-            self.context,
-            self.attempt,
-            self._key(),
-            state,
-            started_at,
-            duration,
-            AttemptOutcome.FAILURE,
-            classification,
-            plan.decision,
-            give_up_reason=plan.reason,
-        )
-        if plan.decision is Decision.RETRY:
-            self.pending, self.decided_at = event, self.clock.monotonic()
-        else:
-            self.emit(event)
-            self.manager.notify_give_up(self, plan.reason or GiveUpReason.PERMANENT, classification)
-        raise _Failed(plan, classification, exc) from exc
 
 
 class ErrorRecoveryManager:
@@ -269,7 +67,7 @@ class ErrorRecoveryManager:
     def add_listener(self, listener: RecoveryListener) -> None:
         self._listeners.append(listener)
 
-    async def plan(self, call: _Call, classification: Classification) -> RetryPlan:
+    async def plan(self, call: RetryingCall, classification: Classification) -> RetryPlan:
         """Decide what follows a failed attempt, spending retry budget only on a retry."""
         kwargs = {} if self._rng is None else {"rng": self._rng}
         plan = plan_retry(
@@ -282,13 +80,6 @@ class ErrorRecoveryManager:
         if not self.budget.try_spend():
             return RetryPlan(Decision.GIVE_UP, reason=GiveUpReason.BUDGET)
         return plan
-
-    def notify_give_up(
-        self, call: _Call, reason: GiveUpReason, classification: Classification
-    ) -> None:
-        event = GiveUpEvent(call.context, call.sent, reason, classification, call._key())
-        for listener in call.listeners:
-            listener.on_give_up(event)
 
     async def execute_with_retry(
         self,
@@ -306,8 +97,9 @@ class ErrorRecoveryManager:
         an absolute time on the manager clock's ``monotonic()`` scale that bounds the whole
         call, waits included.
         """
-        call = _Call(
-            self,
+        call = RetryingCall(
+            self.clock,
+            self.plan,
             context,
             breaker,
             deadline,
@@ -317,7 +109,7 @@ class ErrorRecoveryManager:
         self.budget.record_call()
         retrying = AsyncRetrying(
             retry=retry_if_exception(
-                lambda exc: isinstance(exc, _Failed) and exc.plan.decision is Decision.RETRY
+                lambda exc: isinstance(exc, AttemptFailed) and exc.plan.decision is Decision.RETRY
             ),
             wait=_planned_wait,
             stop=stop_never,
@@ -327,22 +119,22 @@ class ErrorRecoveryManager:
         )
         try:
             return await retrying(call.run_attempt, fn)
-        except _Failed as failed:
+        except AttemptFailed as failed:
             raise self._error(call, failed) from failed.cause
         except asyncio.CancelledError:
             call.flush_pending(cancelled=True)
             raise
 
-    def _on_retry(self, call: _Call, state: RetryCallState) -> None:
+    def _on_retry(self, call: RetryingCall, state: RetryCallState) -> None:
         failed = _failure_of(state)
         event = RetryEvent(
-            call.context, call.attempt, failed.plan.wait, failed.classification, call._key()
+            call.context, call.attempt, failed.plan.wait, failed.classification, call.key
         )
         for listener in call.listeners:
             listener.on_retry(event)
 
     @staticmethod
-    def _error(call: _Call, failed: _Failed) -> PermanentError | TransientError:
+    def _error(call: RetryingCall, failed: AttemptFailed) -> PermanentError | TransientError:
         classification = failed.classification
         message = describe(call.context, classification, call.sent)
         reason = failed.plan.reason
@@ -378,7 +170,7 @@ class ErrorRecoveryManager:
         so an attempt that blocks past its timeout is abandoned instead of hanging the caller."""
 
         async def attempt() -> T:
-            return await _in_daemon_thread(fn)
+            return await run_in_daemon_thread(fn)
 
         coroutine = self.execute_with_retry(
             attempt,
@@ -401,38 +193,11 @@ def _planned_wait(state: RetryCallState) -> float:
     return _failure_of(state).plan.wait
 
 
-def _failure_of(state: RetryCallState) -> _Failed:
+def _failure_of(state: RetryCallState) -> AttemptFailed:
     assert state.outcome is not None
     failed = state.outcome.exception()
-    assert isinstance(failed, _Failed)
+    assert isinstance(failed, AttemptFailed)
     return failed
-
-
-async def _in_daemon_thread(fn: Callable[[], T]) -> T:
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(set_outcome: Callable[[], None]) -> None:
-        if not future.done():
-            set_outcome()
-
-    def hand_over(set_outcome: Callable[[], None]) -> None:
-        try:
-            loop.call_soon_threadsafe(settle, set_outcome)
-        except RuntimeError:
-            return  # the loop is closed: the caller timed out and abandoned this attempt
-
-    def run() -> None:
-        try:
-            value = fn()
-        except BaseException as exc:  # handed to the awaiting task, classified there
-            error = exc
-            hand_over(lambda: future.set_exception(error))
-        else:
-            hand_over(lambda: future.set_result(value))
-
-    threading.Thread(target=run, name="bulwark-sync-attempt", daemon=True).start()
-    return await future
 
 
 __all__ = ["ErrorRecoveryManager", "RecoveryConfig"]
