@@ -19,6 +19,12 @@ SIMULATOR_ROUTES: dict[str, list[str]] = {
     "default": ["sim:general"],
 }
 
+#: The target each provider serves when keys are set but no routes are configured.
+DEFAULT_PROVIDER_TARGETS: dict[str, str] = {
+    "openai": "openai:gpt-4o-mini",
+    "anthropic": "anthropic:claude-3-5-haiku-latest",
+}
+
 
 class Settings(BaseSettings):
     """Every knob, with the environment variable that sets it (``BULWARK_`` + field name in
@@ -127,8 +133,19 @@ class Settings(BaseSettings):
         return value
 
     def effective_routes(self) -> dict[str, list[str]]:
-        """The configured routes, or the simulator's when none are configured."""
-        return dict(self.routes) if self.routes else dict(SIMULATOR_ROUTES)
+        """The configured routes. Without ``BULWARK_ROUTES``: every route goes to the
+        providers whose keys are set (OpenAI first, then Anthropic, so each falls back to the
+        other), or to the offline simulator when no key is set."""
+        if self.routes:
+            return dict(self.routes)
+        keyed = [
+            target
+            for provider, target in DEFAULT_PROVIDER_TARGETS.items()
+            if getattr(self, f"{provider}_api_key") is not None
+        ]
+        if not keyed:
+            return dict(SIMULATOR_ROUTES)
+        return {name: list(keyed) for name in SIMULATOR_ROUTES}
 
     def recovery_config(self) -> RecoveryConfig:
         return RecoveryConfig(
@@ -153,4 +170,4 @@ class Settings(BaseSettings):
         )
 
 
-__all__ = ["SIMULATOR_ROUTES", "Settings"]
+__all__ = ["DEFAULT_PROVIDER_TARGETS", "SIMULATOR_ROUTES", "Settings"]

@@ -18,6 +18,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from backend.db.engine import WRITE_TRANSACTION
 from backend.db.models import LLMAttemptRow, LLMCallRow
 from backend.llm.history import AttemptRecord, CallRecord
 
@@ -38,6 +39,9 @@ class CallRecorder:
         batch_size: int = 500,
     ) -> None:
         self._engine = engine
+        # SQLite: take the write lock when the transaction begins (BEGIN IMMEDIATE), so the
+        # busy timeout applies instead of failing at once on a lock upgrade.
+        self._writer = engine.execution_options(**WRITE_TRANSACTION)
         self._flush_seconds = flush_seconds
         self._batch_size = batch_size
         self._queue: deque[tuple[CallRecord, list[AttemptRecord]]] = deque(maxlen=buffer_limit)
@@ -104,7 +108,7 @@ class CallRecorder:
     async def _write(self, batch: list[tuple[CallRecord, list[AttemptRecord]]]) -> None:
         calls = [dataclasses.asdict(call) for call, _ in batch]
         attempts = [dataclasses.asdict(a) for _, rows in batch for a in rows]
-        async with self._engine.begin() as conn:
+        async with self._writer.begin() as conn:
             await conn.execute(insert(LLMCallRow), calls)
             if attempts:
                 await conn.execute(insert(LLMAttemptRow), attempts)

@@ -3,6 +3,7 @@ the providers whose keys are configured (the simulator is always there)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from backend.config import Settings
@@ -16,9 +17,13 @@ from backend.db.call_recorder import CallRecorder
 from backend.db.engine import create_engine
 from backend.db.migrate import upgrade_async
 from backend.llm.gateway import LLMGateway
+from backend.llm.history import HistorySink
 from backend.llm.providers import anthropic_provider, openai_provider, sim
 from backend.llm.providers.base import Provider
 from backend.llm.routing import RouteTable
+from backend.metrics import BreakerMetrics, BulwarkMetrics, MeteredHistory, RecoveryMetrics
+
+log = logging.getLogger("bulwark.gateway")
 
 
 def settings_providers(settings: Settings) -> list[Provider]:
@@ -38,9 +43,11 @@ async def create_gateway(
     listeners: Iterable[RecoveryListener] = (),
     clock: Clock = SYSTEM_CLOCK,
     migrate: bool | None = None,
+    metrics: BulwarkMetrics | None = None,
 ) -> LLMGateway:
     """A gateway on ``settings.database_url``.
 
+    ``metrics`` (one per process) makes the gateway feed the Prometheus metrics.
     ``providers`` adds to (or replaces, by name) the configured ones, e.g. a LangChain chat
     model. ``migrate`` brings the schema to the latest revision first; by default it does so
     on SQLite only (a fleet on PostgreSQL runs ``bulwark db upgrade`` once, before starting).
@@ -48,6 +55,16 @@ async def create_gateway(
     for secret in (settings.openai_api_key, settings.anthropic_api_key, settings.admin_token):
         if secret is not None:
             register_secret(secret.get_secret_value())
+    chosen = {p.name: p for p in [*settings_providers(settings), *providers]}
+    routes = RouteTable(settings.effective_routes())
+    missing = sorted(routes.providers() - chosen.keys())
+    if missing:
+        log.warning(
+            "BULWARK_ROUTES names providers that are not configured: %s; calls to their "
+            "targets fail with invalid_request until their API keys are set or they are "
+            "registered (providers= or register_provider)",
+            ", ".join(missing),
+        )
     engine = create_engine(settings.database_url)
     if migrate is None:
         migrate = engine.dialect.name == "sqlite"
@@ -60,7 +77,13 @@ async def create_gateway(
         buffer_limit=settings.history_buffer_limit,
     )
     recorder.start()
-    chosen = {p.name: p for p in [*settings_providers(settings), *providers]}
+    breakers = BreakerRegistry(store, settings.breaker_config(), clock=clock)
+    history: HistorySink = recorder
+    all_listeners = list(listeners)
+    if metrics is not None:
+        all_listeners.append(RecoveryMetrics(metrics))
+        history = MeteredHistory(recorder, metrics)
+        breakers.on_transition(BreakerMetrics(metrics))
 
     async def close_storage() -> None:
         await recorder.aclose()
@@ -68,11 +91,13 @@ async def create_gateway(
         await engine.dispose()
 
     return LLMGateway(
-        routes=RouteTable(settings.effective_routes()),
+        routes=routes,
         providers=chosen.values(),
-        manager=ErrorRecoveryManager(settings.recovery_config(), clock=clock, listeners=listeners),
-        breakers=BreakerRegistry(store, settings.breaker_config(), clock=clock),
-        history=recorder,
+        manager=ErrorRecoveryManager(
+            settings.recovery_config(), clock=clock, listeners=all_listeners
+        ),
+        breakers=breakers,
+        history=history,
         clock=clock,
         on_close=[close_storage],
     )

@@ -9,7 +9,9 @@ recorded in one :class:`CallLog` and handed to the history sink when the call en
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -34,8 +36,21 @@ from backend.llm.types import (
     Target,
     Usage,
 )
+from backend.logging_setup import bind_log_context
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _CallRequest:
+    """What one ``complete`` call asks, whichever target answers it."""
+
+    messages: list[ChatMessage]
+    schema: type[BaseModel] | None
+    max_tokens: int | None
+    temperature: float | None
+    deadline: float | None
+    fingerprint: str | None
 
 
 class LLMGateway:
@@ -201,12 +216,38 @@ class LLMGateway:
         chat = normalize_messages(messages)
         targets = self.routes.targets(route)
         log = self.new_log(route, agent, task_id)
-        fingerprint = None
-        if task_id is not None:
-            fingerprint = request_fingerprint(route, agent, chat, schema, max_tokens, temperature)
-            entry = replay.take(fingerprint) if replay is not None else None
-            if entry is not None:
-                return self._replayed(log, entry, schema)
+        with bind_log_context(call_id=log.id, agent=agent, task_id=task_id):
+            fingerprint = None
+            if task_id is not None:
+                fingerprint = request_fingerprint(
+                    route, agent, chat, schema, max_tokens, temperature
+                )
+                entry = replay.take(fingerprint) if replay is not None else None
+                if entry is not None:
+                    return self._replayed(log, entry, schema)
+            request = _CallRequest(chat, schema, max_tokens, temperature, deadline, fingerprint)
+            try:
+                return await self._walk(log, route, targets, request)
+            except asyncio.CancelledError:
+                log.finish(
+                    self.history,
+                    outcome="failure",
+                    category=ErrorCategory.CANCELLED.value,
+                    error="cancelled by the caller",
+                )
+                raise
+
+    async def _walk(
+        self, log: CallLog, route: str, targets: list[Target], call: _CallRequest
+    ) -> LLMResult:
+        """Try the route's targets in order until one answers."""
+        chat, schema, max_tokens, temperature = (
+            call.messages,
+            call.schema,
+            call.max_tokens,
+            call.temperature,
+        )
+        deadline, fingerprint = call.deadline, call.fingerprint
         walk = RouteWalk(route)
         for target in targets:
             if deadline is not None and deadline - self.clock.monotonic() <= 0:

@@ -9,6 +9,7 @@ from backend.core.errors import (
     AllTargetsUnavailableError,
     BulwarkError,
     ErrorCategory,
+    PermanentError,
     TargetFailure,
     TransientError,
 )
@@ -76,8 +77,10 @@ class RouteTable:
         targets = self._routes.get(name) or self._routes.get("default")
         if targets is None:
             known = ", ".join(sorted(self._routes)) or "none"
-            raise KeyError(
-                f"no route named {name!r} and no 'default' route; configured routes: {known}"
+            raise PermanentError(
+                f"No route named {name!r} and no 'default' route; configured routes: {known}. "
+                "Add it to BULWARK_ROUTES.",
+                category=ErrorCategory.INVALID_REQUEST,
             )
         return targets
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -20,6 +21,7 @@ from backend.llm.gateway import LLMGateway
 from tests.fakes.behaviours import (
     auth_error,
     bad_request,
+    hang,
     rate_limit,
     reply,
     reply_json,
@@ -291,3 +293,22 @@ async def test_stream_failure_mid_stream_is_not_retried(
     calls, attempts = await history(database_url)
     assert calls[0].outcome == "failure"
     assert [(a.outcome, a.decision) for a in attempts] == [("failure", "give_up")]
+
+
+async def test_a_cancelled_call_is_still_recorded(
+    make_gateway: MakeGateway, provider_server: FakeProviderServer, database_url: str
+) -> None:
+    provider_server.script(hang())
+    gateway = await make_gateway({"review": [OPENAI]})
+    call = asyncio.create_task(
+        gateway.complete([{"role": "user", "content": "hi"}], route="review", agent="tester")
+    )
+    assert await asyncio.to_thread(provider_server.wait_for_requests, 1)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    await gateway.flush_history()
+    calls, attempts = await history(database_url)
+    assert [(c.agent, c.outcome, c.category) for c in calls] == [("tester", "failure", "cancelled")]
+    assert [(a.outcome, a.category) for a in attempts] == [("failure", "cancelled")]
+    assert provider_server.request_count == len(attempts) == 1

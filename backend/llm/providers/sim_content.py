@@ -101,6 +101,9 @@ def review(text: str) -> dict[str, Any]:
     long lines, TODOs, secrets, and for Python bare ``except:``, ``print(``, ``eval``/``exec``
     and missing docstrings, each with its 1-based line number in that code."""
     language, code = extract_code(text)
+    code, numbers = _unnumber(code)
+    if language == "text":
+        language = _guess_language(code)
     lines = code.splitlines()
     python = language == "python"
     findings: list[dict[str, Any]] = []
@@ -134,6 +137,9 @@ def review(text: str) -> dict[str, Any]:
                 if ast.get_docstring(node) is None and not node.name.startswith("_"):
                     message = f"`{node.name}` has no docstring."
                     add("minor", node.lineno, "documentation", message, "Add a docstring.")
+    if numbers is not None:
+        for finding in findings:
+            finding["line"] = numbers[min(finding["line"], len(numbers)) - 1]
     findings = sorted(findings, key=lambda f: (f["line"], f["category"]))[:20]
     score = max(0, min(100, 100 - sum(_WEIGHTS[f["severity"]] for f in findings)))
     verdict = f"{len(findings)} finding(s)" if findings else "no issues found by its heuristics"
@@ -179,6 +185,20 @@ def extract_code(text: str) -> tuple[str, str]:
     language, code = max(blocks, key=lambda b: len(b[1])) if blocks else ("", text)
     language = language.lower() or _guess_language(code)
     return {"py": "python", "js": "javascript"}.get(language, language), code
+
+
+_NUMBERED = re.compile(r"^\s*(\d+) (?:[+ ] )?\| ?(.*)$")
+
+
+def _unnumber(code: str) -> tuple[str, list[int] | None]:
+    """Code shown as a numbered listing (``  12 | text``, as agents show it to models) back to
+    plain code, with the real line number of each line; other code unchanged (``None``)."""
+    rows = [row for row in code.splitlines() if row.strip() != "..."]
+    matches = [_NUMBERED.match(row) for row in rows]
+    if not rows or any(match is None for match in matches):
+        return code, None
+    numbered = [m for m in matches if m is not None]
+    return "\n".join(m.group(2) for m in numbered), [int(m.group(1)) for m in numbered]
 
 
 def _guess_language(code: str) -> str:
