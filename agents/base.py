@@ -139,4 +139,4 @@ class BaseAgent(Generic[InputT, OutputT]):
         return parsed
 
 
-__all__ = ["BaseAgent"]
+__all__ = ["AgentContext", "BaseAgent"]

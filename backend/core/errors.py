@@ -97,6 +97,11 @@ class Classification:
     request_id: str | None = None
     message: str = ""
 
+    @property
+    def retry_after(self) -> float | None:
+        """The provider's Retry-After in seconds (alias of ``retry_after_seconds``)."""
+        return self.retry_after_seconds
+
 
 class BulwarkError(Exception):
     """Base of every error Bulwark raises on purpose."""
@@ -226,6 +231,10 @@ class AllTargetsFailedError(_RouteFailure, PermanentError):
         self.failures = failures
 
 
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 def describe(what: str, classification: Classification, attempts: int) -> str:
     """A one-line message: what failed, why, after how many attempts, and what to do."""
     why = classification.category.value
@@ -235,7 +244,7 @@ def describe(what: str, classification: Classification, attempts: int) -> str:
     plural = "s" if attempts != 1 else ""
     return (
         f"{what} failed with {why} after {attempts} attempt{plural}{detail}. "
-        f"{ADVICE[classification.category].capitalize()}."
+        f"{_sentence(ADVICE[classification.category])}."
     )
 
 

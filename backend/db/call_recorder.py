@@ -13,9 +13,10 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
+from typing import Any
 
-from sqlalchemy import insert
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy import String, Table, insert
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from backend.db.engine import WRITE_TRANSACTION
@@ -24,7 +25,32 @@ from backend.llm.history import AttemptRecord, CallRecord
 
 log = logging.getLogger("bulwark.history")
 
-_UNREACHABLE = (OSError, OperationalError, DBAPIError, asyncio.TimeoutError)
+#: Errors that mean "the database cannot be reached now": keep the rows and try later. Any
+#: other database error is about the rows themselves (see :meth:`CallRecorder._write_each`).
+_UNREACHABLE = (OSError, OperationalError, InterfaceError, asyncio.TimeoutError)
+
+
+def _limits(table: Any) -> dict[str, int]:
+    assert isinstance(table, Table)
+    return {
+        c.name: c.type.length
+        for c in table.columns
+        if isinstance(c.type, String) and c.type.length is not None
+    }
+
+
+_CALL_LIMITS = _limits(LLMCallRow.__table__)
+_ATTEMPT_LIMITS = _limits(LLMAttemptRow.__table__)
+
+
+def _fitted(row: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+    """The row with its strings cut to their columns' lengths (a long agent name or model
+    must not cost the call its history)."""
+    for name, length in limits.items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > length:
+            row[name] = value[: length - 1] + "…"
+    return row
 
 
 class CallRecorder:
@@ -75,7 +101,10 @@ class CallRecorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self._flush_seconds)
             self._wakeup.clear()
-            await self.flush(raise_errors=False)
+            try:
+                await self.flush(raise_errors=False)
+            except Exception:  # the writer must outlive any one bad flush
+                log.exception("history writer: unexpected error; will try again")
 
     async def flush(self, *, raise_errors: bool = True) -> int:
         """Write every queued call now; returns how many were written."""
@@ -86,7 +115,12 @@ class CallRecorder:
                     self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))
                 ]
                 try:
-                    await self._write(batch)
+                    try:
+                        await self._write(batch)
+                    except DBAPIError as exc:
+                        if isinstance(exc, _UNREACHABLE):
+                            raise
+                        await self._write_each(batch)
                 except _UNREACHABLE as exc:
                     self._queue.extendleft(reversed(batch))
                     if not self._offline:
@@ -105,9 +139,27 @@ class CallRecorder:
                 log.warning("history database reachable again; buffered calls written")
         return written
 
+    async def _write_each(self, batch: list[tuple[CallRecord, list[AttemptRecord]]]) -> None:
+        """Write a batch the database refused one call at a time, dropping (with a warning)
+        only the calls it refuses on their own."""
+        for item in batch:
+            try:
+                await self._write([item])
+            except DBAPIError as exc:
+                if isinstance(exc, _UNREACHABLE):
+                    raise
+                self.dropped += 1
+                log.warning(
+                    "history: the database refused call %s (%s); it was dropped",
+                    item[0].id,
+                    type(exc.orig).__name__ if exc.orig else "error",
+                )
+
     async def _write(self, batch: list[tuple[CallRecord, list[AttemptRecord]]]) -> None:
-        calls = [dataclasses.asdict(call) for call, _ in batch]
-        attempts = [dataclasses.asdict(a) for _, rows in batch for a in rows]
+        calls = [_fitted(dataclasses.asdict(call), _CALL_LIMITS) for call, _ in batch]
+        attempts = [
+            _fitted(dataclasses.asdict(a), _ATTEMPT_LIMITS) for _, rows in batch for a in rows
+        ]
         async with self._writer.begin() as conn:
             await conn.execute(insert(LLMCallRow), calls)
             if attempts:

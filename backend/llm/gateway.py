@@ -249,6 +249,7 @@ class LLMGateway:
         )
         deadline, fingerprint = call.deadline, call.fingerprint
         walk = RouteWalk(route)
+        last = targets[-1]
         for target in targets:
             if deadline is not None and deadline - self.clock.monotonic() <= 0:
                 walk.deadline_passed(target)
@@ -271,7 +272,8 @@ class LLMGateway:
                         error=error.message,
                     )
                     raise
-                log.mark_fallback()
+                if target is not last:
+                    log.mark_fallback()
                 continue
             log.finish(
                 self.history,

@@ -144,6 +144,7 @@ class CallLog:
             self.attempts[-1] = dataclasses.replace(self.attempts[-1], **changes)  # type: ignore[arg-type]
 
     def mark_fallback(self) -> None:
+        """The gateway moves on to the route's next target after the latest attempt."""
         if self.attempts and self.attempts[-1].decision == Decision.GIVE_UP.value:
             self.amend_last(decision=Decision.FALLBACK.value)
 

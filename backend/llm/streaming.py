@@ -52,6 +52,7 @@ async def stream_route(
     requests: Sequence[tuple[Target, ProviderRequest]],
     deadline: float | None,
 ) -> AsyncIterator[str]:
+    last = requests[-1][0] if requests else None
     for target, request in requests:
         if deadline is not None and deadline - gateway.clock.monotonic() <= 0:
             walk.deadline_passed(target)
@@ -70,7 +71,8 @@ async def stream_route(
                     error=error.message,
                 )
                 raise
-            log.mark_fallback()
+            if target is not last:
+                log.mark_fallback()
             continue
         finished = False
         try:
