@@ -84,18 +84,7 @@ class BaseAgent(Generic[InputT, OutputT]):
         temperature: float | None = None,
     ) -> LLMResult:
         """One LLM call through the gateway, bounded by the task's deadline."""
-        ctx = self.ctx
-        ctx.check()
-        return await ctx.gateway.complete(
-            messages,
-            route=route or self.route,
-            agent=self.name,
-            task_id=ctx.task_id,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            deadline=ctx.deadline,
-            replay=ctx.replay,
-        )
+        return await self._complete(messages, None, route, max_tokens, temperature)
 
     async def ask_structured(
         self,
@@ -108,6 +97,16 @@ class BaseAgent(Generic[InputT, OutputT]):
     ) -> LLMResult:
         """An LLM call whose answer must validate against ``schema`` (one repair attempt,
         then ``invalid_output``); the whole result, with ``.parsed`` and ``.target``."""
+        return await self._complete(messages, schema, route, max_tokens, temperature)
+
+    async def _complete(
+        self,
+        messages: Iterable[MessageLike],
+        schema: type[BaseModel] | None,
+        route: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+    ) -> LLMResult:
         ctx = self.ctx
         ctx.check()
         return await ctx.gateway.complete(

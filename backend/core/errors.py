@@ -179,56 +179,36 @@ class TargetFailure:
     message: str
 
 
-class _RouteFailure:
+class _RouteFailure(BulwarkError):
     """What the two route errors share: the route and each target's failure, in order."""
 
-    route: str
-    failures: list[TargetFailure]
-
-    @staticmethod
-    def summary(route: str, failures: list[TargetFailure]) -> str:
+    def __init__(
+        self,
+        route: str,
+        failures: list[TargetFailure],
+        *,
+        attempts: int,
+        cause: BaseException | None = None,
+    ) -> None:
         tried = "; ".join(f"{f.target}: {f.category.value} ({f.message})" for f in failures)
-        return f"Every target of route {route!r} failed. {tried}"
+        super().__init__(
+            f"Every target of route {route!r} failed. {tried}",
+            category=failures[-1].category if failures else ErrorCategory.UNKNOWN,
+            attempts=attempts,
+            cause=cause,
+        )
+        self.route = route
+        self.failures = failures
 
 
 class AllTargetsUnavailableError(_RouteFailure, TransientError):
     """Every target of a route failed, and at least one for a reason that may pass (outage,
     rate limit, open breaker): trying again later may succeed."""
 
-    def __init__(
-        self,
-        route: str,
-        failures: list[TargetFailure],
-        *,
-        attempts: int,
-        cause: BaseException | None = None,
-    ) -> None:
-        last = failures[-1].category if failures else ErrorCategory.UNKNOWN
-        super().__init__(
-            self.summary(route, failures), category=last, attempts=attempts, cause=cause
-        )
-        self.route = route
-        self.failures = failures
-
 
 class AllTargetsFailedError(_RouteFailure, PermanentError):
     """Every target of a route failed for reasons that retrying will not fix (keys refused,
     quota exhausted, model unknown, prompt too long for every model)."""
-
-    def __init__(
-        self,
-        route: str,
-        failures: list[TargetFailure],
-        *,
-        attempts: int,
-        cause: BaseException | None = None,
-    ) -> None:
-        last = failures[-1].category if failures else ErrorCategory.UNKNOWN
-        super().__init__(
-            self.summary(route, failures), category=last, attempts=attempts, cause=cause
-        )
-        self.route = route
-        self.failures = failures
 
 
 def _sentence(text: str) -> str:

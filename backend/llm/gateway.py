@@ -263,17 +263,7 @@ class LLMGateway:
                         log, target, request, response, schema, deadline
                     )
             except BulwarkError as error:
-                if not walk.failed(target, error):
-                    log.finish(
-                        self.history,
-                        outcome="failure",
-                        target=str(target),
-                        category=error.category.value,
-                        error=error.message,
-                    )
-                    raise
-                if target is not last:
-                    log.mark_fallback()
+                self.target_failed(log, walk, target, error, last=target is last)
                 continue
             log.finish(
                 self.history,
@@ -301,6 +291,23 @@ class LLMGateway:
             error=exhausted.message,
         )
         raise exhausted
+
+    def target_failed(
+        self, log: CallLog, walk: RouteWalk, target: Target, error: BulwarkError, *, last: bool
+    ) -> None:
+        """Note a target's failure: move on to the next target (returns), or end the call
+        (records it and re-raises ``error``)."""
+        if not walk.failed(target, error):
+            log.finish(
+                self.history,
+                outcome="failure",
+                target=str(target),
+                category=error.category.value,
+                error=error.message,
+            )
+            raise error
+        if not last:
+            log.mark_fallback()
 
     def _replayed(
         self, log: CallLog, entry: ReplayEntry, schema: type[BaseModel] | None

@@ -62,17 +62,7 @@ async def stream_route(
                 log, target, functools.partial(_open, gateway, target, request), deadline
             )
         except BulwarkError as error:
-            if not walk.failed(target, error):
-                log.finish(
-                    gateway.history,
-                    outcome="failure",
-                    target=str(target),
-                    category=error.category.value,
-                    error=error.message,
-                )
-                raise
-            if target is not last:
-                log.mark_fallback()
+            gateway.target_failed(log, walk, target, error, last=target is last)
             continue
         finished = False
         try:
