@@ -121,6 +121,9 @@ class CallRecorder:
                         if isinstance(exc, _UNREACHABLE):
                             raise
                         await self._write_each(batch)
+                except asyncio.CancelledError:
+                    self._queue.extendleft(reversed(batch))  # aclose() writes it
+                    raise
                 except _UNREACHABLE as exc:
                     self._queue.extendleft(reversed(batch))
                     if not self._offline:

@@ -9,8 +9,10 @@ timezone-aware and stored in UTC (:class:`UtcDateTime`), also on SQLite, which k
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
     Boolean,
     DateTime,
@@ -178,12 +180,66 @@ class LLMAttemptRow(Base):
     call: Mapped[LLMCallRow] = relationship(back_populates="attempt_rows", lazy="raise")
 
 
+class TaskRow(Base):
+    """One task (a :class:`~backend.tasks.model.Task`). ``status`` changes only through
+    guarded updates in :class:`~backend.db.task_store.SqlTaskStore`; ``lease_owner`` and
+    ``lease_expires_at`` say which worker runs it and until when, unless it renews the lease.
+    ``deadline_at`` is ``created_at + deadline_seconds``: the task never runs past it."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key"),
+        Index(None, "status", "created_at"),
+        Index(None, "owner", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(100))
+    input: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    deadline_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    deadline_seconds: Mapped[float] = mapped_column(Float)
+    max_attempts: Mapped[int] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    input_hash: Mapped[str | None] = mapped_column(String(64))
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class ApiKeyRow(Base):
+    """One API key. Only the SHA-256 of the secret is stored (``key_hash``), with its first
+    characters (``prefix``) so that people can tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 __all__ = [
     "NAMING_CONVENTION",
+    "ApiKeyRow",
     "Base",
     "BreakerEventRow",
     "BreakerRow",
     "LLMAttemptRow",
     "LLMCallRow",
+    "TaskRow",
     "UtcDateTime",
 ]

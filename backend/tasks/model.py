@@ -65,6 +65,8 @@ class Task:
     input_hash: str | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
+    deadline_at: datetime | None = None
+    """``created_at + deadline_seconds``: the task never runs past it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,10 @@ class IdempotencyConflict(Exception):
         self.task_id = task_id
 
 
+class InvalidCursor(ValueError):
+    """A pagination cursor that no :meth:`TaskStore.list` call handed out."""
+
+
 class TaskStore(Protocol):
     async def create(self, new: NewTask) -> tuple[Task, bool]:
         """Insert and commit the task; with an idempotency key already used by the same
@@ -121,7 +127,8 @@ class TaskStore(Protocol):
         cursor: str | None = None,
         limit: int = 50,
     ) -> TaskPage:
-        """Newest first; ``cursor`` continues a previous page."""
+        """Newest first; ``cursor`` continues a previous page (:class:`InvalidCursor` when it
+        is not one this method handed out)."""
         ...
 
     async def count_queued(self, owner: str) -> int: ...
@@ -155,7 +162,10 @@ class TaskStore(Protocol):
         ...
 
     async def release(self, task_id: str, worker_id: str) -> bool:
-        """Put a running task back in the queue (clean shutdown), keeping its attempts."""
+        """Put a running task back in the queue (clean shutdown), only if ``worker_id`` still
+        holds the lease. The claim is given back (``attempts`` goes down by one): a worker
+        that let go of a task did not die, so this run does not count towards
+        ``worker_lost``. A task whose cancellation was requested is cancelled instead."""
         ...
 
 
@@ -166,6 +176,8 @@ class ApiKey:
     admin: bool
     created_at: datetime
     revoked: bool = False
+    prefix: str = ""
+    """The secret's first characters (``bwk_`` and a few more), to tell keys apart."""
 
 
 class ApiKeyStore(Protocol):
@@ -185,6 +197,7 @@ __all__ = [
     "ApiKeyStore",
     "Heartbeat",
     "IdempotencyConflict",
+    "InvalidCursor",
     "NewTask",
     "Task",
     "TaskError",

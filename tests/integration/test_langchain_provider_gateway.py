@@ -175,7 +175,7 @@ async def test_a_permanent_error_is_not_retried(make_gateway: MakeGateway, sqlit
     await gateway.flush_history()
     _, attempts = await history(sqlite_url)
     assert [(a.http_status, a.category, a.decision) for a in attempts] == [
-        (401, "auth_error", "fallback")
+        (401, "auth_error", "give_up")
     ]
 
 

@@ -1,0 +1,1 @@
+"""The API's routers: tasks (clients), admin (operators), health (anyone)."""
