@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from backend.core.redact import redact
 from backend.services import errors as e
 from backend.services.health import RETRY_AFTER_SECONDS
 from backend.services.tasks import field_path
@@ -60,8 +61,9 @@ class InvalidJsonError(e.InvalidRequestError):
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
+    # Messages may quote what the client sent; a secret in it is never sent back.
     return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
+        {"error": {"code": code, "message": redact(message)}}, status_code=status, headers=headers
     )
 
 

@@ -52,7 +52,13 @@ async def create_gateway(
     model. ``migrate`` brings the schema to the latest revision first; by default it does so
     on SQLite only (a fleet on PostgreSQL runs ``bulwark db upgrade`` once, before starting).
     """
-    for secret in (settings.openai_api_key, settings.anthropic_api_key, settings.admin_token):
+    secrets = (
+        settings.openai_api_key,
+        settings.anthropic_api_key,
+        settings.admin_token,
+        settings.metrics_token,
+    )
+    for secret in secrets:
         if secret is not None:
             register_secret(secret.get_secret_value())
     chosen = {p.name: p for p in [*settings_providers(settings), *providers]}

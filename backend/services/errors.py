@@ -60,7 +60,7 @@ class UnknownTaskTypeError(InvalidRequestError):
     def __init__(self, task_type: object, known: Iterable[str]) -> None:
         self.task_type = task_type
         self.known = sorted(known)
-        shown = repr(task_type) if isinstance(task_type, str) else "missing"
+        shown = repr(task_type[:40]) if isinstance(task_type, str) else "missing"
         super().__init__(
             [("type", f"unknown task type {shown}; valid types: {', '.join(self.known)}")]
         )
