@@ -103,6 +103,10 @@ def _request_error(errors: Sequence[Any], task_types: Iterable[str]) -> e.Servic
     return e.InvalidRequestError(fields or [("body", "invalid request")])
 
 
+#: FastAPI's HTTPException detail when it cannot decode a request body.
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
+
 def install_error_handlers(app: FastAPI, task_types: Iterable[str]) -> None:
     """Register the handlers that turn exceptions into error answers."""
     types = sorted(task_types)
@@ -121,6 +125,12 @@ def install_error_handlers(app: FastAPI, task_types: Iterable[str]) -> None:
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
+        if exc.status_code == 400 and message == BODY_PARSE_ERROR:
+            # FastAPI's answer to a body it cannot decode (bad UTF-8, nesting too deep):
+            # malformed JSON, like a syntax error.
+            return error_response(
+                422, "invalid_json", "the body is not valid JSON (UTF-8, not nested too deeply)"
+            )
         return error_response(exc.status_code, code, message, exc.headers)
 
     async def on_unavailable(request: Request, exc: Exception) -> JSONResponse:

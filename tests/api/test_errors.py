@@ -34,6 +34,16 @@ async def test_malformed_json_is_invalid_json(api: Api) -> None:
     assert "JSON" in message
 
 
+async def test_a_body_that_is_not_utf8_is_invalid_json(api: Api) -> None:
+    response = await api.client.post(
+        "/v1/tasks",
+        content=b'{"type": "review", "input": {"code": "\xff\xfe"}}',
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert error_of(response)[0] == "invalid_json"
+
+
 async def test_a_missing_field_is_named(api: Api) -> None:
     response = await api.submit(ADMIN, input={"language": "python"})
     assert response.status_code == 422
