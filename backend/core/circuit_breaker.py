@@ -28,7 +28,7 @@ from backend.core.memory_breaker_store import MemoryBreakerStore
 
 logger = logging.getLogger(__name__)
 
-CAS_ATTEMPTS = 5
+CAS_ATTEMPTS = 16
 """Compare-and-set tries per outcome before giving up (the outcome is then dropped)."""
 OPERATOR_CAS_ATTEMPTS = 20
 """Operator actions must land; past this many lost races they raise."""

@@ -43,6 +43,15 @@ _CALL_LIMITS = _limits(LLMCallRow.__table__)
 _ATTEMPT_LIMITS = _limits(LLMAttemptRow.__table__)
 
 
+_CALL_FIELDS = tuple(f.name for f in dataclasses.fields(CallRecord))
+_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
+
+
+def _row(record: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """A record's fields as a row (shallow: ``dataclasses.asdict`` deep-copies every value)."""
+    return {name: getattr(record, name) for name in names}
+
+
 def _fitted(row: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
     """The row with its strings cut to their columns' lengths (a long agent name or model
     must not cost the call its history)."""
@@ -159,9 +168,9 @@ class CallRecorder:
                 )
 
     async def _write(self, batch: list[tuple[CallRecord, list[AttemptRecord]]]) -> None:
-        calls = [_fitted(dataclasses.asdict(call), _CALL_LIMITS) for call, _ in batch]
+        calls = [_fitted(_row(call, _CALL_FIELDS), _CALL_LIMITS) for call, _ in batch]
         attempts = [
-            _fitted(dataclasses.asdict(a), _ATTEMPT_LIMITS) for _, rows in batch for a in rows
+            _fitted(_row(a, _ATTEMPT_FIELDS), _ATTEMPT_LIMITS) for _, rows in batch for a in rows
         ]
         async with self._writer.begin() as conn:
             await conn.execute(insert(LLMCallRow), calls)
