@@ -116,8 +116,11 @@ def test_the_alerts_the_operators_need_are_there() -> None:
 # --- promtool, where it is installed -----------------------------------------------------------
 
 PROMTOOL = shutil.which("promtool")
+# Where promtool is not installed, the checks above (parsing and evaluating every expression
+# against real /metrics output) stand in for it; CI installs it, so there it must be present.
 needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is not installed (apt-get install prometheus)"
+    PROMTOOL is None and not os.environ.get("CI"),
+    reason="promtool is not installed (apt-get install prometheus)",
 )
 
 _TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")

@@ -5,19 +5,14 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-import pytest
-
 from agents.code_checks import (
     MAX_MESSAGES,
     check_code,
-    find_ruff,
     python_syntax,
     ruff_summary,
     run_ruff,
     syntax_failed,
 )
-
-needs_ruff = pytest.mark.skipif(find_ruff() is None, reason="ruff is not installed")
 
 
 def fake_ruff(tmp_path: Path, script: str) -> str:
@@ -34,7 +29,6 @@ def test_python_syntax_ok_and_error_with_line() -> None:
     assert python_syntax("x = 'a\0b'\0").startswith("error: line 1")
 
 
-@needs_ruff
 async def test_python_code_is_parsed_and_linted() -> None:
     checks = await check_code("import os\n\n\ndef f():\n    return y\n", "python")
     assert checks["syntax"] == "ok"
@@ -46,13 +40,11 @@ async def test_python_code_is_parsed_and_linted() -> None:
     assert not syntax_failed(checks)
 
 
-@needs_ruff
 async def test_clean_code_has_no_issues() -> None:
     checks = await check_code('def f() -> int:\n    """One."""\n    return 1\n', "py")
     assert checks == {"syntax": "ok", "ruff": {"issues": 0, "messages": []}}
 
 
-@needs_ruff
 async def test_the_projects_ruff_configuration_is_ignored(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text('[tool.ruff.lint]\nselect = ["D", "T20"]\n')
     checks = await check_code("print(1)\n", "python")  # cwd is tmp_path (conftest)
@@ -72,7 +64,6 @@ async def test_other_languages_are_not_checked() -> None:
     assert not syntax_failed(checks)
 
 
-@needs_ruff
 async def test_the_code_is_never_run(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     code = f"from pathlib import Path\n\nPath({str(marker)!r}).write_text('x')\n"

@@ -18,7 +18,6 @@ from agents.static_analysis import (
 )
 
 RUFF = find_ruff()
-needs_ruff = pytest.mark.skipif(RUFF is None, reason="ruff is not installed")
 
 
 def test_a_syntax_error_is_a_major_finding_on_its_line() -> None:
@@ -58,7 +57,6 @@ def test_score_weighs_findings_but_not_coverage_notes() -> None:
     assert score([Finding(severity="critical", category="x", message="m")] * 5) == 0
 
 
-@needs_ruff
 async def test_ruff_findings_carry_rule_line_and_fix(tmp_path: Path) -> None:
     marker = tmp_path / "executed"
     code = (
@@ -78,7 +76,6 @@ async def test_ruff_findings_carry_rule_line_and_fix(tmp_path: Path) -> None:
     assert not marker.exists()  # read, never run
 
 
-@needs_ruff
 async def test_ruff_syntax_errors_are_left_to_ast() -> None:
     report = await StaticAnalyzer(ruff=RUFF).analyze("def f(:\n    pass\n", "python")
     assert [(f.line, f.category) for f in report.findings] == [(1, "syntax")]
