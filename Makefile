@@ -28,9 +28,10 @@ lint: install
 	$(BIN)/ruff format --check backend agents tests
 	$(BIN)/mypy
 
+BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m pip install --quiet -r bench/requirements.txt
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bulwark.db

@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -214,8 +215,33 @@ def _memory_gib() -> float | None:
     return None
 
 
+def git_revision() -> str | None:
+    """The repository's commit (with ``+dirty`` when the work tree has changes), if known."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
 def machine_info() -> dict[str, Any]:
     return {
+        "commit": git_revision(),
         "cores": os.cpu_count(),
         "cpu": _cpu_model(),
         "memory_gib": _memory_gib(),

@@ -60,7 +60,8 @@ def render(results: dict[str, Any]) -> str:
         f"{' (quick sizes)' if results.get('options', {}).get('quick') else ''} on "
         f"{machine.get('cores', '?')} cores ({machine.get('cpu') or 'unknown CPU'}), "
         f"{machine.get('memory_gib', '?')} GiB, Python {machine.get('python', '?')}; "
-        f"load average at start {fmt(machine.get('load_average'))}.",
+        f"load average at start {fmt(machine.get('load_average'))}; "
+        f"Bulwark at commit {machine.get('commit') or 'unknown'}.",
         "",
         f"Packages: {versions}.",
         "",
