@@ -108,13 +108,7 @@ class CallLog:
 
     def listener(self, target: str) -> BaseRecoveryListener:
         """A recovery listener that files the manager's attempts under ``target``."""
-        log = self
-
-        class _TargetListener(BaseRecoveryListener):
-            def on_attempt(self, event: AttemptEvent) -> None:
-                log.add(target, event)
-
-        return _TargetListener()
+        return _TargetListener(self, target)
 
     def add(self, target: str, event: AttemptEvent) -> None:
         c: Classification | None = event.classification
@@ -187,6 +181,19 @@ class CallLog:
             sink.submit(record, list(self.attempts))
         self.finished = True
         return record
+
+
+class _TargetListener(BaseRecoveryListener):
+    """Files a call's attempts under one target (one class for every call, not one per call)."""
+
+    __slots__ = ("_log", "_target")
+
+    def __init__(self, log: CallLog, target: str) -> None:
+        self._log = log
+        self._target = target
+
+    def on_attempt(self, event: AttemptEvent) -> None:
+        self._log.add(self._target, event)
 
 
 __all__ = [
