@@ -3,64 +3,19 @@ contender being measured), programmed over its HTTP control endpoints."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
-from bench.common import REPO_ROOT, child_env
-from tests.fakes.remote import ProviderServerControl
+from bench.common import child_env
+from tests.fakes.remote import ProviderServerControl, ProviderServerProcess
 
 
-class FakeServer(ProviderServerControl):
-    """``python -m tests.fakes.provider_server --port 0`` in a child process."""
+class FakeServer(ProviderServerProcess):
+    """``python -m tests.fakes.provider_server --port 0`` in a child process, with the bench's
+    environment (the audit hook that refuses non-loopback connections)."""
 
     def __init__(self, *, timeout: float = 30.0) -> None:
-        super().__init__("http://127.0.0.1:0", timeout=timeout)
-        self.process: subprocess.Popen[str] | None = None
-        self.port = 0
-
-    def start(self) -> Self:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fakes.provider_server", "--port", "0"],
-            cwd=REPO_ROOT,
-            env=child_env(),
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.isdigit():
-            self.stop()
-            raise RuntimeError(f"the fake provider process did not print its port: {line!r}")
-        self.port = int(line)
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        return self
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().__init__(0, timeout=timeout, env=child_env())
 
 
 def request_times(control: ProviderServerControl) -> list[tuple[float, str]]:

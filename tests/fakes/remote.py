@@ -15,7 +15,7 @@ import json
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -79,9 +79,12 @@ class ProviderServerControl:
 class ProviderServerProcess(ProviderServerControl):
     """``python -m tests.fakes.provider_server`` in a child process, stopped on exit."""
 
-    def __init__(self, port: int = 0, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, port: int = 0, *, timeout: float = 5.0, env: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__("http://127.0.0.1:0", timeout=timeout)
         self._port_arg = port
+        self._env = dict(env) if env is not None else None
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
 
@@ -89,6 +92,7 @@ class ProviderServerProcess(ProviderServerControl):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.fakes.provider_server", "--port", str(self._port_arg)],
             cwd=REPO_ROOT,
+            env=self._env,
             stdout=subprocess.PIPE,
             text=True,
         )
